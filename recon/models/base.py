@@ -1,0 +1,52 @@
+"""The model contract that the trainer, the conflict recorder and surgery rely on."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+class MultiTaskModel(nn.Module):
+    """A network with shared parameters and task-specific parameters.
+
+    Subclasses set ``self.tasks`` (task names, in order), implement ``forward`` and
+    ``own_task_modules``, and name the module that holds the shared layers with
+    ``shared_root``. Layer names are module paths relative to that module.
+
+    ``forward(x, tasks=None)`` returns a dict from task name to output. When
+    ``tasks`` is given, only those tasks' outputs need to be computed, which lets a
+    branched model run one pass per task without computing every head each time.
+    """
+
+    tasks: tuple[str, ...]
+
+    def forward(self, x: torch.Tensor, tasks: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def shared_root(self) -> nn.Module:
+        """Return the module whose ``named_modules()`` paths are the layer names."""
+        return self
+
+    def own_task_modules(self) -> dict[str, list[nn.Module]]:
+        """Return the modules that belong to one task by construction (heads, attention)."""
+        raise NotImplementedError
+
+    def task_parameters(self) -> dict[str, list[nn.Parameter]]:
+        """Return each task's parameters: its own modules plus its copies of branched layers."""
+        from recon.surgery import branched_copies
+
+        params: dict[str, list[nn.Parameter]] = {task: [] for task in self.tasks}
+        for task, modules in self.own_task_modules().items():
+            for module in modules:
+                params[task].extend(module.parameters())
+        for task, modules in branched_copies(self).items():
+            for module in modules:
+                params[task].extend(module.parameters())
+        return params
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """Return the parameters no task owns, in registration order."""
+        owned = {id(p) for params in self.task_parameters().values() for p in params}
+        return [p for p in self.parameters() if id(p) not in owned]
