@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from recon.data.split import Batch, Split, TensorSplit
 from recon.tasks import Task
 
-__all__ = ["Batch", "DataBundle", "Split", "TensorSplit", "build_data", "DATASETS"]
+__all__ = ["Batch", "DataBundle", "Split", "TensorSplit", "build_data", "dataset_tasks", "DATASETS"]
 
 
 @dataclass
@@ -42,6 +42,17 @@ DATASETS: dict[str, Callable[[dict], DataBundle]] = {
     "cityscapes": _dense,
     "nyuv2": _dense,
 }
+
+
+def dataset_tasks(name: str) -> tuple[dict[str, Task], int]:
+    """Return a dataset's tasks and input channels without loading its files."""
+    if name in ("multi_mnist", "multi_fashion", "multi_fashion_mnist"):
+        from recon.tasks import ClassificationTask
+
+        return {task: ClassificationTask(task, 10) for task in ("T1", "T2")}, 1
+    from recon.data.dense import dense_tasks
+
+    return dense_tasks(name)
 
 
 def build_data(config: dict) -> DataBundle:
