@@ -92,7 +92,7 @@ def apply_overrides(config: dict, overrides: list[str], sources: dict) -> None:
                 raise ConfigError(f"override '{item}': '{part}' is a value, not a section")
             node = child
         node[parts[-1]] = parse_value(text)
-        sources[key.strip()] = "the command line"
+        sources[key.strip()] = "the command-line overrides"
 
 
 def _all_keys(schema: dict, prefix: str = "") -> list[str]:
@@ -105,7 +105,13 @@ def _all_keys(schema: dict, prefix: str = "") -> list[str]:
 
 
 def _where(key: str, sources: dict) -> str:
-    return sources.get(key, "the config")
+    """Return where ``key`` was set: its own entry, or the nearest enclosing section's."""
+    parts = key.split(".")
+    for end in range(len(parts), 0, -1):
+        origin = sources.get(".".join(parts[:end]))
+        if origin is not None:
+            return origin
+    return "the config"
 
 
 def _type_name(types: tuple[type, ...]) -> str:

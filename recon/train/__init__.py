@@ -1,0 +1,1 @@
+"""Training: the step, the trainer, run directories, checkpoints and wandb."""

@@ -1,0 +1,255 @@
+"""The trainer: run -> epoch -> step, evaluation, metrics, checkpoints and the summary."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from recon import methods
+from recon.data import DataBundle, TensorSplit, build_data
+from recon.models.base import MultiTaskModel
+from recon.tasks import Task
+from recon.train.checkpoint import save_checkpoint
+from recon.train.rundir import write_json, write_run_files
+from recon.train.step import GradientStep
+from recon.train.wandb_logger import WandbLogger
+
+logger = logging.getLogger(__name__)
+
+
+def resolve_device(name: str) -> torch.device:
+    """Return the device that ``train.device`` names (``auto``: CUDA when available)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"train.device is '{name}' but CUDA is not available here; use train.device=cpu or auto")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"train.device '{name}' is not a device; use auto, cpu, cuda or cuda:N") from None
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """Return the generator of one epoch's data order: it depends only on the seed and the epoch."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+def build_optimizer(model: torch.nn.Module, train: dict) -> torch.optim.Optimizer:
+    if train["optimizer"] == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=train["lr"], momentum=train["momentum"],
+                               weight_decay=train["weight_decay"])
+    return torch.optim.Adam(model.parameters(), lr=train["lr"], weight_decay=train["weight_decay"])
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, train: dict) -> torch.optim.lr_scheduler.MultiStepLR:
+    """Multiply the learning rate by ``gamma`` at each milestone epoch (stepped once per epoch)."""
+    milestones = train["milestones"]
+    if not all(isinstance(m, int) and m > 0 for m in milestones):
+        raise ValueError(f"train.milestones must be a list of positive epoch numbers; found {milestones!r}")
+    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=train["gamma"])
+
+
+def _scalars(values: dict) -> dict[str, float]:
+    """Convert diagnostics (floats or device tensors) into loggable floats, one per entry."""
+    result = {}
+    for key, value in values.items():
+        if isinstance(value, torch.Tensor):
+            flat = value.detach().float().reshape(-1).tolist()
+            if len(flat) == 1:
+                result[key] = flat[0]
+            else:
+                result.update({f"{key}/{i}": v for i, v in enumerate(flat)})
+        else:
+            result[key] = float(value)
+    return result
+
+
+@torch.no_grad()
+def evaluate(model: MultiTaskModel, split, tasks: dict[str, Task], batch_size: int,
+             device: torch.device) -> dict[str, dict[str, float]]:
+    """Return each task's metrics over ``split``; the model is left in eval mode."""
+    model.eval()
+    metrics = {task: spec.new_metric() for task, spec in tasks.items()}
+    for images, targets in split.batches(batch_size, device=device):
+        outputs = model(images)
+        for task, metric in metrics.items():
+            metric.update(outputs[task], targets[task])
+    return {task: metric.compute() for task, metric in metrics.items()}
+
+
+class Trainer:
+    """Trains one run from a resolved config into ``run_dir``."""
+
+    def __init__(self, config: dict, run_dir: Path) -> None:
+        from recon.build import build_model_from_config
+
+        self.config = config
+        self.run_dir = run_dir
+        self.train_config = config["train"]
+        self.device = resolve_device(self.train_config["device"])
+        seed_everything(config["seed"])
+
+        self.data = self._load_data()
+        self.model, self.branched = build_model_from_config(config)
+        self.model.to(self.device)
+        self.tasks = {task: self.data.tasks[task] for task in self.model.tasks}
+        self.optimizer = build_optimizer(self.model, self.train_config)
+        self.scheduler = build_scheduler(self.optimizer, self.train_config)
+
+        method_options = {k: v for k, v in config["method"].items() if k != "name"}
+        self.method_generator = torch.Generator(device=self.device).manual_seed(config["seed"] + 1)
+        self.method = methods.build(config["method"]["name"], generator=self.method_generator, **method_options)
+        self.steps_per_epoch = self.data.train.num_batches(self.train_config["batch_size"])
+        self.recorder = self._build_recorder()
+        self.step = GradientStep(self.model, self.tasks, self.method, self.recorder)
+
+        self.epoch = 0
+        self.wandb: WandbLogger | None = None
+        self.test_metrics: dict | None = None
+
+    def _load_data(self) -> DataBundle:
+        data = build_data(self.config["data"])
+        if self.device.type == "cuda" and isinstance(data.train, TensorSplit):
+            # Small image datasets live on the GPU: batches are gathered there, with no copies from the host.
+            data.train = data.train.to(self.device)
+            data.test = data.test.to(self.device)
+        logger.info("data %s: %d training and %d test samples", data.name, len(data.train), len(data.test))
+        return data
+
+    def _build_recorder(self):
+        if not self.config["recon"]["record"]:
+            return None
+        from recon.conflict.recorder import ConflictRecorder
+
+        capacity = self.steps_per_epoch * self.train_config["epochs"]
+        return ConflictRecorder.for_model(self.model, capacity=capacity, device=self.device)
+
+    @property
+    def global_step(self) -> int:
+        return self.step.step
+
+    def fit(self) -> dict:
+        """Train every remaining epoch, evaluate, checkpoint, and write ``summary.json``."""
+        write_run_files(self.run_dir, self.config, self.device)
+        self.wandb = WandbLogger(self.config, self.run_dir)
+        self._log_setup()
+        epochs = self.train_config["epochs"]
+        try:
+            while self.epoch < epochs:
+                self.train_epoch()
+                self.epoch += 1
+                last = self.epoch == epochs
+                if last or self.epoch % self.train_config["eval_every"] == 0:
+                    self.test_metrics = self.evaluate_test()
+                if last or self.epoch % self.train_config["checkpoint_every"] == 0:
+                    self.save_checkpoint()
+            summary = self.write_summary()
+        finally:
+            self.wandb.finish()
+        return summary
+
+    def _log_setup(self) -> None:
+        shared = sum(p.numel() for p in self.model.shared_parameters())
+        total = sum(p.numel() for p in self.model.parameters())
+        logger.info("model %s: %d parameters (%.2f MB), %d shared; branched layers: %s",
+                    self.config["model"]["name"], total, total * 4 / 2**20, shared,
+                    ", ".join(self.branched) or "none")
+        logger.info("method %s, %d epochs of %d steps, device %s, run directory %s",
+                    self.config["method"]["name"], self.train_config["epochs"], self.steps_per_epoch,
+                    self.device, self.run_dir)
+
+    def train_epoch(self) -> None:
+        """Run one epoch of training steps, logging every ``train.log_every`` steps."""
+        self.model.train()
+        config = self.train_config
+        generator = epoch_generator(self.config["seed"], self.epoch)
+        batches = self.data.train.batches(config["batch_size"], shuffle=True, generator=generator,
+                                          device=self.device)
+        running = np.zeros(len(self.tasks))
+        count = 0
+        started = time.perf_counter()
+        bar = tqdm(batches, total=self.steps_per_epoch, desc=f"epoch {self.epoch + 1}/{config['epochs']}",
+                   leave=False, dynamic_ncols=True)
+        for images, targets in bar:
+            losses = self.step(images, targets)
+            self.optimizer.step()
+            running += losses
+            count += 1
+            if count % config["log_every"] == 0 or count == self.steps_per_epoch:
+                means = running / count
+                bar.set_postfix({task: f"{value:.3f}" for task, value in zip(self.tasks, means)})
+                self._log_train(losses, count / (time.perf_counter() - started))
+        bar.close()
+        self.scheduler.step()
+        means = running / max(count, 1)
+        logger.info("epoch %d/%d done: mean loss %s", self.epoch + 1, config["epochs"],
+                    ", ".join(f"{task} {value:.4f}" for task, value in zip(self.tasks, means)))
+
+    def _log_train(self, losses: list[float], steps_per_second: float) -> None:
+        metrics = {f"train/{task}/loss": value for task, value in zip(self.tasks, losses)}
+        metrics["train/lr"] = self.optimizer.param_groups[0]["lr"]
+        metrics["train/steps_per_second"] = steps_per_second
+        metrics.update({f"method/{k}": v for k, v in _scalars(self.method.diagnostics).items()})
+        self._append_metrics(metrics)
+
+    def _append_metrics(self, metrics: dict) -> None:
+        record = {"step": self.global_step, "epoch": self.epoch + 1, **metrics}
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        self.wandb.log(metrics, step=self.global_step)
+
+    def evaluate_test(self) -> dict[str, dict[str, float]]:
+        """Evaluate on the test split, log the metrics and return them."""
+        metrics = evaluate(self.model, self.data.test, self.tasks, self.train_config["eval_batch_size"],
+                           self.device)
+        flat = {f"test/{task}/{name}": value for task, values in metrics.items() for name, value in values.items()}
+        self._append_metrics(flat)
+        logger.info("epoch %d test: %s", self.epoch,
+                    "; ".join(f"{task} " + ", ".join(f"{k} {v:.4f}" for k, v in values.items())
+                              for task, values in metrics.items()))
+        return metrics
+
+    def save_checkpoint(self) -> None:
+        state = {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": self.epoch,
+            "step": self.global_step,
+        }
+        save_checkpoint(self.run_dir / "checkpoints" / "last.pt", state)
+
+    def write_summary(self) -> dict:
+        """Write ``summary.json``: the final test metrics, sizes and the run's length."""
+        total = sum(p.numel() for p in self.model.parameters())
+        summary = {
+            "test": self.test_metrics,
+            "epochs": self.epoch,
+            "steps": self.global_step,
+            "params": total,
+            "size_mb": total * 4 / 2**20,
+            "branched": self.branched,
+        }
+        if self.recorder is not None:
+            self.recorder.save(self.run_dir / "conflict" / "cosines.pt", settings={
+                "method": self.config["method"], "seed": self.config["seed"], "data": self.config["data"]["name"],
+                "model": self.config["model"]["name"], "epochs": self.epoch, "batch_size": self.train_config["batch_size"],
+            })
+        write_json(self.run_dir / "summary.json", summary)
+        self.wandb.summary({f"test/{task}/{name}": value for task, values in self.test_metrics.items()
+                            for name, value in values.items()})
+        return summary
