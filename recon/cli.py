@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recon", description="Multi-task learning with Recon.")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for command, module in _available_commands().items():
-        sub = subparsers.add_parser(command, help=module.__doc__.strip().splitlines()[0],
+        sub = subparsers.add_parser(command, help=module.__doc__.strip().splitlines()[0].replace("%", "%%"),
                                     description=module.__doc__)
         module.add_arguments(sub)
         sub.set_defaults(run=module.run)

@@ -1,9 +1,10 @@
 """Reader of the IDX files that MNIST and Fashion-MNIST are published in.
 
-An IDX file is a big-endian header followed by the raw array: a 4-byte magic number, whose last
-two bytes give the element type (0x08: unsigned byte) and the number of
-dimensions, then one 4-byte size per dimension. Files may be gzip-compressed,
-as they are distributed; a name ending in ``.gz`` is read as gzip.
+An IDX file is a big-endian header followed by the raw array: a 4-byte magic
+number, whose last two bytes give the element type (0x08: unsigned byte) and
+the number of dimensions, then one 4-byte size per dimension. Files may be
+gzip-compressed, as they are distributed; a name ending in ``.gz`` is read as
+gzip.
 """
 
 from __future__ import annotations
@@ -49,18 +50,20 @@ def read_idx(path: str | Path, expected_magic: int) -> np.ndarray:
     path = Path(path)
     data = _read_bytes(path)
 
-    # Header: magic number, then one size per dimension.
+    # Header: the magic number first, so that a file of the wrong kind is named as such.
     ndim = expected_magic & 0xFF
     header_size = _HEADER_WORD * (1 + ndim)
-    if len(data) < header_size:
-        raise IDXFormatError(f"{path}: file is truncated: it has {len(data)} bytes, "
-                             f"fewer than the {header_size}-byte header of an IDX file with {ndim} dimension(s)")
-    header = np.frombuffer(data, dtype=">u4", count=1 + ndim)
-    magic, shape = int(header[0]), tuple(int(size) for size in header[1:])
+    if len(data) < _HEADER_WORD:
+        raise IDXFormatError(f"{path}: file is truncated: it has {len(data)} bytes, too few for a magic number")
+    magic = int(np.frombuffer(data, dtype=">u4", count=1)[0])
     if magic != expected_magic:
         raise IDXFormatError(f"{path}: invalid magic number {magic} (0x{magic:08x}); expected {expected_magic} "
                              f"(0x{expected_magic:08x}: unsigned bytes, {ndim} dimension(s)). "
                              f"{_describe_magic(magic, expected_magic)}")
+    if len(data) < header_size:
+        raise IDXFormatError(f"{path}: file is truncated: it has {len(data)} bytes, "
+                             f"fewer than the {header_size}-byte header of an IDX file with {ndim} dimension(s)")
+    shape = tuple(int(size) for size in np.frombuffer(data, dtype=">u4", count=ndim, offset=_HEADER_WORD))
     if 0 in shape:
         raise IDXFormatError(f"{path}: header declares an empty array of shape {shape}")
 
