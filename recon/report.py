@@ -83,6 +83,11 @@ class Run:
     def seed(self) -> int:
         return self.config["seed"]
 
+    @property
+    def search(self) -> bool:
+        """Whether this is a search run (``recon.record``), shown apart from the final runs."""
+        return bool(self.config.get("recon", {}).get("record"))
+
 
 @dataclass(frozen=True)
 class Stat:
@@ -110,13 +115,16 @@ class Row:
     size_mb: float | None
     seeds: list[int]
     runs: list[Path]
+    search: bool = False
+    params: int | None = None
 
     @property
     def label(self) -> str:
         text = self.method
         if self.options:
             text += " (" + ", ".join(f"{key}={value}" for key, value in sorted(self.options.items())) + ")"
-        return text + (" +R" if self.recon_k else "")
+        text += " +R" if self.recon_k else ""
+        return text + (" [search run]" if self.search else "")
 
 
 @dataclass
@@ -283,12 +291,12 @@ def _options(run: Run) -> dict:
 
 def _group_key(run: Run) -> tuple:
     method, _ = _method_spec(run.config["method"]["name"])
-    return (run.tasks, method, json.dumps(_options(run), sort_keys=True), run.recon_k)
+    return (run.tasks, method, json.dumps(_options(run), sort_keys=True), run.recon_k, run.search)
 
 
 def _row_order(key: tuple) -> tuple:
-    tasks, method, options, recon_k = key
-    return (_method_spec(method)[1], method, options, recon_k, tasks)
+    tasks, method, options, recon_k, search = key
+    return (search, _method_spec(method)[1], method, options, recon_k, tasks)
 
 
 def summarize(values: Sequence[float]) -> Stat:
@@ -319,16 +327,18 @@ def _single_task_row(runs: list[Run], notes: list[str]) -> tuple[Row, dict[str, 
     for run in runs:
         by_task.setdefault(run.tasks[0], []).append(run)
 
-    metrics, reference, size = {}, {}, 0.0
+    metrics, reference, size, params = {}, {}, 0.0, 0.0
     for task, task_runs in by_task.items():
         stats = _metric_stats(task_runs)
         metrics.update(stats)
         reference[task] = {metric: stat.mean for (_, metric), stat in stats.items()}
         size += summarize([run.summary.get("size_mb", math.nan) for run in task_runs]).mean
+        params += summarize([run.summary.get("params", math.nan) for run in task_runs]).mean
         notes.extend(_consistency_notes(f"{SINGLE_TASK} {task}", task_runs))
 
     row = Row(SINGLE_TASK, {}, 0, metrics, None, None, size if math.isfinite(size) else None,
-              sorted({run.seed for run in runs}), [run.path for run in runs])
+              sorted({run.seed for run in runs}), [run.path for run in runs],
+              params=round(params) if math.isfinite(params) else None)
     return row, reference
 
 
@@ -338,7 +348,10 @@ def _method_row(runs: list[Run], single_reference: dict | None, higher_is_better
     first = runs[0]
     method, _ = _method_spec(first.config["method"]["name"])
     row = Row(method, _options(first), first.recon_k, _metric_stats(runs), None, None, None,
-              sorted({run.seed for run in runs}), [run.path for run in runs])
+              sorted({run.seed for run in runs}), [run.path for run in runs], first.search)
+    params = [run.summary.get("params") for run in runs]
+    if all(isinstance(count, int) for count in params):
+        row.params = round(summarize(params).mean)
     sizes = [run.summary.get("size_mb") for run in runs]
     if all(isinstance(size, (int, float)) for size in sizes):
         row.size_mb = summarize(sizes).mean
@@ -439,12 +452,13 @@ def _cells(table: Table, row: Row) -> list[str]:
     cells += [format_stat(row.metrics.get(column)) for column in table.columns]
     cells.append(format_stat(row.delta, decimals=2))
     cells.append("–" if row.size_mb is None else f"{row.size_mb:.2f}")
+    cells.append("–" if row.params is None else f"{row.params:,}")
     cells.append(str(len(row.seeds)))
     return cells
 
 
 def _header(table: Table) -> list[str]:
-    return ["method", "K", *(f"{task} {metric}" for task, metric in table.columns), "Δm%", "size MB", "seeds"]
+    return ["method", "K", *(f"{task} {metric}" for task, metric in table.columns), "Δm%", "size MB", "params", "seeds"]
 
 
 def _render_table(table: Table, markdown: bool) -> str:
@@ -477,9 +491,9 @@ def _render_excluded(runs: list[Run], markdown: bool) -> str:
 def _render_csv(report: Report) -> str:
     """Write one CSV line per row of every table, with a mean and a std (ddof=1) column per metric."""
     columns = list(dict.fromkeys(column for table in report.tables for column in table.columns))
-    header = ["dataset", "method", "options", "recon", "K"]
+    header = ["dataset", "method", "options", "recon", "K", "search run"]
     header += [f"{task}/{metric} {part}" for task, metric in columns for part in ("mean", "std")]
-    header += ["delta_m mean", "delta_m std", "delta_m reference", "size_mb", "runs", "seeds"]
+    header += ["delta_m mean", "delta_m std", "delta_m reference", "size_mb", "params", "runs", "seeds"]
 
     stream = io.StringIO()
     writer = csv.writer(stream, lineterminator="\n")
@@ -487,12 +501,13 @@ def _render_csv(report: Report) -> str:
     for table in report.tables:
         for row in table.rows:
             line = [table.dataset, row.method, json.dumps(row.options, sort_keys=True) if row.options else "",
-                    "yes" if row.recon_k else "no", row.recon_k]
+                    "yes" if row.recon_k else "no", row.recon_k, "yes" if row.search else "no"]
             for column in columns:
                 stat = row.metrics.get(column)
                 line += ["", ""] if stat is None else [stat.mean, "" if stat.std is None else stat.std]
             line += ["", ""] if row.delta is None else [row.delta.mean, "" if row.delta.std is None else row.delta.std]
-            line += [row.reference or "", "" if row.size_mb is None else row.size_mb, len(row.runs),
+            line += [row.reference or "", "" if row.size_mb is None else row.size_mb,
+                     "" if row.params is None else row.params, len(row.runs),
                      " ".join(map(str, row.seeds))]
             writer.writerow(line)
     return stream.getvalue()

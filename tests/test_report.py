@@ -31,7 +31,7 @@ def write_run(root: Path, name: str, *, seed: int, test: dict | None, dataset: s
     }
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
     if test is not None:
-        summary = {"test": test, "epochs": epochs, "size_mb": size_mb,
+        summary = {"test": test, "epochs": epochs, "size_mb": size_mb, "params": round(size_mb * 2**20 / 4),
                    "branched": [f"layer{i}" for i in range(branched)]}
         (run_dir / "summary.json").write_text(json.dumps(summary))
     return run_dir
@@ -132,9 +132,10 @@ def test_unfinished_run_left_out(runs_root):
 def test_markdown_rows(runs_root):
     text = render(build_report(load_runs(find_run_dirs([runs_root]))), "markdown")
     lines = text.splitlines()
-    assert "| method | K | T1 acc | T2 acc | Δm% | size MB | seeds |" in lines
-    assert "| single-task | – | 98.50 ± 0.50 | 90.00 ± 1.00 | – | 84.00 | 3 |" in lines
-    assert "| joint | – | 97.50 ± 0.50 | 89.00 ± 1.00 | -1.06 ± 0.81 | 42.00 | 3 |" in lines
+    assert "| method | K | T1 acc | T2 acc | Δm% | size MB | params | seeds |" in lines
+    # Single-task sizes add up over tasks: 2 × 42 MB = 2 × 11,010,048 float32 parameters.
+    assert "| single-task | – | 98.50 ± 0.50 | 90.00 ± 1.00 | – | 84.00 | 22,020,096 | 3 |" in lines
+    assert "| joint | – | 97.50 ± 0.50 | 89.00 ± 1.00 | -1.06 ± 0.81 | 42.00 | 11,010,048 | 3 |" in lines
     assert "- values: mean ± sample standard deviation (ddof=1) over seeds; one seed shows the value alone" in lines
     assert "### Runs left out (not averaged)" in lines
 
@@ -177,7 +178,20 @@ def test_no_reference_shows_dash(tmp_path):
     report = build_report(load_runs(find_run_dirs([tmp_path])))
     (row,) = report.tables[0].rows
     assert row.delta is None
-    assert "| joint | – | 97.00 | 95.00 | – | 42.00 | 1 |" in render(report, "markdown").splitlines()
+    assert "| joint | – | 97.00 | 95.00 | – | 42.00 | 11,010,048 | 1 |" in render(report, "markdown").splitlines()
+
+
+def test_search_runs_get_their_own_row(tmp_path):
+    write_run(tmp_path, "final", seed=0, test=accuracies(97.0, 88.0))
+    search = write_run(tmp_path, "search", seed=0, test=accuracies(90.0, 80.0))
+    config = yaml.safe_load((search / "config.yaml").read_text())
+    config["recon"] = {"record": True}
+    (search / "config.yaml").write_text(yaml.safe_dump(config))
+    (table,) = build_report(load_runs(find_run_dirs([tmp_path]))).tables
+    labels = [row.label for row in table.rows]
+    assert labels == ["joint", "joint [search run]"]
+    assert table.rows[0].metrics[("T1", "acc")].mean == 97.0
+    assert table.rows[1].metrics[("T1", "acc")].mean == 90.0
 
 
 def test_mixed_settings_noted(tmp_path):
