@@ -1,4 +1,4 @@
-"""Settings shared by every test: wandb off, a fixed seed, single-threaded torch."""
+"""Settings shared by every test: wandb off, the slow marker, a seed fixture."""
 
 import os
 

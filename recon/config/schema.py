@@ -64,6 +64,7 @@ SCHEMA: dict[str, Any] = {
     "train": {
         "epochs": _f(int, help="training epochs"),
         "batch_size": _f(int, help="training batch size"),
+        "drop_last": _f(bool, False, "skip the last training batch of an epoch when it is smaller than batch_size"),
         "optimizer": _f(str, "sgd", "optimizer", choices=("sgd", "adam")),
         "lr": _f(float, help="learning rate"),
         "momentum": _f(float, 0.9, "SGD momentum"),

@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from recon import methods
 from recon.data import DataBundle, TensorSplit, build_data
+from recon.delta_m import delta_m
 from recon.models.base import MultiTaskModel
 from recon.tasks import Task
 from recon.train.checkpoint import (
@@ -133,7 +134,8 @@ class Trainer:
         method_options = {k: v for k, v in config["method"].items() if k != "name"}
         self.method_generator = torch.Generator(device=self.device).manual_seed(config["seed"] + 1)
         self.method = methods.build(config["method"]["name"], generator=self.method_generator, **method_options)
-        self.steps_per_epoch = self.data.train.num_batches(self.train_config["batch_size"])
+        self.steps_per_epoch = self.data.train.num_batches(self.train_config["batch_size"],
+                                                           drop_last=self.train_config["drop_last"])
         self.recorder = self._build_recorder()
         self.step = GradientStep(self.model, self.tasks, self.method, self.recorder)
 
@@ -232,7 +234,7 @@ class Trainer:
         config = self.train_config
         generator = epoch_generator(self.config["seed"], self.epoch)
         batches = self.data.train.batches(config["batch_size"], shuffle=True, generator=generator,
-                                          device=self.device)
+                                          device=self.device, drop_last=config["drop_last"])
         batches = itertools.islice(batches, self.epoch_step, None)
         started, first_step = time.perf_counter(), self.epoch_step
         bar = tqdm(total=self.steps_per_epoch, initial=self.epoch_step, leave=False, dynamic_ncols=True,
@@ -299,11 +301,22 @@ class Trainer:
         metrics = evaluate(self.model, self.data.test, self.tasks, self.train_config["eval_batch_size"],
                            self.device)
         flat = {f"test/{task}/{name}": value for task, values in metrics.items() for name, value in values.items()}
+        delta = self.delta_m(metrics)
+        if delta is not None:
+            flat["test/delta_m"] = delta
         self._append_metrics(flat)
         logger.info("epoch %d test: %s", self.epoch,
                     "; ".join(f"{task} " + ", ".join(f"{k} {v:.4f}" for k, v in values.items())
                               for task, values in metrics.items()))
         return metrics
+
+    def delta_m(self, metrics: dict[str, dict[str, float]]) -> float | None:
+        """Return Δm% against ``eval.reference`` (None when no reference is configured)."""
+        reference = self.config["eval"]["reference"]
+        if reference is None:
+            return None
+        higher_is_better = {task: self.tasks[task].new_metric().higher_is_better for task in metrics}
+        return delta_m(metrics, reference, higher_is_better)
 
     def checkpoint_state(self) -> dict:
         """Return everything needed to continue this run exactly, as checkpoint-safe values."""
@@ -375,6 +388,9 @@ class Trainer:
             "size_mb": total * 4 / 2**20,
             "branched": self.branched,
         }
+        delta = self.delta_m(self.test_metrics)
+        if delta is not None:
+            summary["delta_m"] = delta
         if self.recorder is not None:
             self.recorder.save(self.run_dir, settings={
                 "method": self.config["method"], "seed": self.config["seed"], "data": self.config["data"]["name"],
