@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from recon.surgery import Branching, branched_copies, forward_per_task
+
 
 class MultiTaskModel(nn.Module):
     """A network with shared parameters and task-specific parameters.
@@ -18,9 +20,22 @@ class MultiTaskModel(nn.Module):
     ``forward(x, tasks=None)`` returns a dict from task name to output. When
     ``tasks`` is given, only those tasks' outputs need to be computed, which lets a
     branched model run one pass per task without computing every head each time.
+
+    After surgery (``recon.surgery.branch_layers``), calling the model runs one pass
+    of ``forward`` per task with that task's copies of the branched layers active
+    (``recon.surgery.forward_per_task``); ``model(x)`` still returns {task: output}.
     """
 
     tasks: tuple[str, ...]
+
+    #: Set by surgery; None while no layer is branched.
+    _branching: Branching | None = None
+
+    def __call__(self, x: torch.Tensor, tasks: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+        # A branched model runs one pass of forward per task (see forward_per_task).
+        if self._branching is None:
+            return super().__call__(x, tasks)
+        return forward_per_task(self, x, tasks, super().__call__)
 
     def forward(self, x: torch.Tensor, tasks: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
         raise NotImplementedError
@@ -33,10 +48,21 @@ class MultiTaskModel(nn.Module):
         """Return the modules that belong to one task by construction (heads, attention)."""
         raise NotImplementedError
 
+    def init_layer(self, module: nn.Module) -> None:
+        """Re-initialise one task's copy of a branched layer (``model.branch.init: independent``).
+
+        The default calls ``module.reset_parameters()``, PyTorch's initialisation of
+        the layer class. A model whose constructor initialises layers differently
+        should override it. torchvision's ResNet, for example, draws convolution
+        weights from a Kaiming normal distribution (fan-out mode).
+        """
+        if not callable(getattr(module, "reset_parameters", None)):
+            raise ValueError(f"cannot re-initialise a {type(module).__name__} layer: it has no "
+                             "reset_parameters(); use model.branch.init: copy or override init_layer")
+        module.reset_parameters()
+
     def task_parameters(self) -> dict[str, list[nn.Parameter]]:
         """Return each task's parameters: its own modules plus its copies of branched layers."""
-        from recon.surgery import branched_copies
-
         params: dict[str, list[nn.Parameter]] = {task: [] for task in self.tasks}
         for task, modules in self.own_task_modules().items():
             for module in modules:

@@ -46,6 +46,12 @@ class MultiTaskResNet18(MultiTaskModel):
     def own_task_modules(self) -> dict[str, list[nn.Module]]:
         return {task: [head] for task, head in self.heads.items()}
 
+    def init_layer(self, module: nn.Module) -> None:
+        """Re-initialise a branched copy as torchvision initialises ResNet-18's layers."""
+        module.reset_parameters()  # BatchNorm: weight 1, bias 0, statistics reset; fc: PyTorch's default
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+
     def forward(self, x: torch.Tensor, tasks: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
         features = self.trunk(x)
         return {task: self.heads[task](features) for task in (tasks or self.tasks)}
