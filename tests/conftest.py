@@ -1,4 +1,4 @@
-"""Settings shared by every test: wandb off, the slow marker, a seed fixture."""
+"""Settings shared by every test: wandb off, no downloads, the slow marker, a seed fixture."""
 
 import os
 
@@ -16,3 +16,12 @@ def pytest_configure(config):
 def seed() -> int:
     torch.manual_seed(0)
     return 0
+
+
+@pytest.fixture(autouse=True)
+def no_dataset_download(monkeypatch):
+    """Keep every test off the network: torchvision's dataset download fails at once, as offline."""
+    from recon.data import multi_digit
+
+    monkeypatch.setattr(multi_digit, "_download_with_torchvision",
+                        lambda source, root: "downloads are disabled in the tests")

@@ -10,10 +10,12 @@ continues the run in the same directory.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 
 from recon.config import load_config
 from recon.train.interrupt import TrainingInterrupted
+from recon.methods.base import NonFiniteGradientError
 from recon.train.rundir import create_run_dir
 from recon.train.step import NonFiniteLossError
 from recon.train.trainer import Trainer
@@ -57,14 +59,22 @@ def _build_trainer(args: argparse.Namespace) -> Trainer:
         raise ValueError("a CONFIG file is required, e.g. `recon train configs/multi_fashion/joint.yaml`, "
                          "unless --resume RUN_DIR is given")
     config = load_config(args.config, args.overrides)
-    return Trainer(config, create_run_dir(config))
+    run_dir = create_run_dir(config)
+    try:
+        return Trainer(config, run_dir)
+    except BaseException:
+        # Set-up failed (a missing dataset file, say): remove the directory just made, which holds nothing yet.
+        with contextlib.suppress(OSError):
+            (run_dir / "checkpoints").rmdir()
+            run_dir.rmdir()
+        raise
 
 
 def run(args: argparse.Namespace) -> int:
     trainer = _build_trainer(args)
     try:
         summary = trainer.fit()
-    except NonFiniteLossError as error:
+    except (NonFiniteLossError, NonFiniteGradientError) as error:
         raise ValueError(f"{error} (run directory {trainer.run_dir})") from None
     except TrainingInterrupted as stop:
         print(f"recon train: {stop}", file=sys.stderr)

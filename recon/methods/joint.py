@@ -17,5 +17,5 @@ class Joint(Method):
 
     needs_jacobian = False
 
-    def __call__(self, J: torch.Tensor, losses: torch.Tensor) -> torch.Tensor:
+    def direction(self, J: torch.Tensor, losses: torch.Tensor) -> torch.Tensor:
         return J.sum(0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from recon.methods.base import Method
+from recon.methods.base import Method, NonFiniteGradientError
 from recon.models.base import MultiTaskModel
 from recon.tasks import Task
 
@@ -46,6 +46,8 @@ class GradientStep:
             self.offsets.append(self.offsets[-1] + numel)
         self.J: torch.Tensor | None = None
         self.step = 0
+        # The method's finiteness flags are read with the losses, in the step's one transfer.
+        self.method.check_finite = False
 
     @property
     def needs_jacobian(self) -> bool:
@@ -104,6 +106,15 @@ class GradientStep:
                     "applying this update. Lower train.lr, or check the data of this batch"
                 )
 
+    def check_gradients(self, finite: Sequence[float]) -> None:
+        """Raise ``NonFiniteGradientError`` naming the first task whose gradient has NaN or infinite entries."""
+        for index, flag in enumerate(finite):
+            if not flag:
+                raise NonFiniteGradientError(
+                    f"the gradient of task '{self.task_names[index]}' contains NaN or infinite entries at step "
+                    f"{self.step}; the run stopped before applying this update. Lower train.lr, or check the "
+                    "data of this batch", task_index=index)
+
     def __call__(self, images: torch.Tensor, targets: dict[str, torch.Tensor]) -> list[float]:
         """Compute one batch's update into ``.grad``; return the task losses as floats.
 
@@ -112,16 +123,25 @@ class GradientStep:
         """
         self.model.zero_grad(set_to_none=True)
         losses = self.forward_losses(images, targets)
+        flags = None
         if self.needs_jacobian:
             J, reached = self.jacobian(losses)
             if self.recorder is not None:
                 self.recorder.record(J, self.step)
             direction = self.method(J, losses.detach())
             self.install(direction, reached)
+            flags = self.method.task_finite
         else:
             losses.sum().backward()
-        values = losses.detach().tolist()
+
+        # One transfer to the host: the losses, then the method's per-task finiteness flags.
+        host = losses.detach().float()
+        if flags is not None:
+            host = torch.cat([host, flags.float()])
+        read = host.tolist()
+        values = read[:len(self.task_names)]
         self.check_losses(values)
+        self.check_gradients(read[len(self.task_names):])
         self.step += 1
         return values
 

@@ -145,3 +145,31 @@ def test_bad_config_refused_without_traceback(tmp_path, run_recon, joint_config)
     assert "did you mean 'train.epochs'" in result.stderr
     assert "Traceback" not in result.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_missing_data_leaves_no_run_dir(tmp_path, run_recon, joint_config, monkeypatch):
+    monkeypatch.setattr("recon.data.multi_digit.SYSTEM_DATA_DIRS", ())
+    monkeypatch.setenv("RECON_DATA", str(tmp_path / "nothing"))
+    result = run_recon("train", joint_config, f"output_dir={tmp_path / 'runs'}", f"data.root={tmp_path / 'empty'}",
+                       f"data.cache_dir={tmp_path / 'cache'}")
+    assert result.code == 2
+    assert str(tmp_path / "empty") in result.stderr
+    assert list((tmp_path / "runs").iterdir()) == []
+
+
+def test_non_finite_gradient_names_task_and_step(fashion_root, tmp_path, run_recon, tiny_overrides, joint_config,
+                                                 tiny_model, monkeypatch):
+    from recon.train.step import GradientStep
+
+    original = GradientStep.jacobian
+
+    def jacobian_with_inf_in_t2(self, losses):
+        J, reached = original(self, losses)
+        if self.step == 1:
+            J[1, 0] = float("inf")
+        return J, reached
+
+    monkeypatch.setattr(GradientStep, "jacobian", jacobian_with_inf_in_t2)
+    result = run_recon("train", joint_config, "method.name=mgda", *tiny_overrides(fashion_root, tmp_path))
+    assert result.code == 2
+    assert "the gradient of task 'T2' contains NaN or infinite entries at step 1" in result.stderr
