@@ -1,0 +1,4 @@
+#!/usr/bin/env bash
+# Train configs/cityscapes/single_task.yaml; extra arguments are config overrides (key=value).
+set -euo pipefail
+exec recon train "$(dirname "$0")/../../configs/cityscapes/single_task.yaml" "$@"

@@ -1,0 +1,4 @@
+#!/usr/bin/env bash
+# Train configs/nyuv2/cagrad.yaml; extra arguments are config overrides (key=value).
+set -euo pipefail
+exec recon train "$(dirname "$0")/../../configs/nyuv2/cagrad.yaml" "$@"
