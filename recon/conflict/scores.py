@@ -169,15 +169,32 @@ def write_permutation(scores: dict[str, int], path: str | Path) -> None:
     os.replace(partial, path)
 
 
+def find_permutation(path: str | Path) -> Path:
+    """Return the permutation file ``path``; a relative path not found here is looked up in the repository.
+
+    Configs name the shipped permutations as ``logs/<file>.json``, relative to the
+    repository's root, so that they work from any working folder.
+    """
+    path = Path(path)
+    if path.is_file():
+        return path
+    looked = [str(path.resolve())]
+    if not path.is_absolute():
+        in_repository = Path(__file__).resolve().parents[2] / path
+        if in_repository.is_file():
+            return in_repository
+        looked.append(str(in_repository))
+    raise FileNotFoundError(f"layer permutation file not found: {path} (looked at {' and '.join(looked)}); "
+                            "model.branch.file takes a JSON file that `recon conflict` wrote or one in logs/")
+
+
 def read_permutation(path: str | Path) -> dict[str, float]:
     """Read a layer permutation: a JSON object mapping layer names to scores, most conflicting first.
 
     Raises FileNotFoundError for a missing file and ValueError for a file that is not
     a JSON object of name -> number.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"layer permutation file not found: {path}")
+    path = find_permutation(path)
     expected = 'a JSON object mapping layer names to scores, e.g. {"bn1": 4427, "conv1": 1944}'
     try:
         with open(path) as file:

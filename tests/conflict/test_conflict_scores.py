@@ -215,3 +215,20 @@ def test_corrupt_cosines_file_rejected(tmp_path):
     (tmp_path / COSINES_FILE).write_bytes(b"not a torch file")
     with pytest.raises(ValueError, match="malformed cosines file .*: torch.load failed"):
         load_cosines(tmp_path)
+
+
+def test_shipped_permutation_found_from_any_folder(tmp_path, monkeypatch):
+    from recon.conflict.scores import find_permutation, read_permutation
+
+    monkeypatch.chdir(tmp_path)
+    path = find_permutation("logs/multi_fashion_mnist_resnet18_S-0.1.json")
+    assert path == Path(__file__).resolve().parents[2] / "logs" / "multi_fashion_mnist_resnet18_S-0.1.json"
+    assert read_permutation("logs/multi_fashion_mnist_resnet18_S-0.1.json")["bn1"] == 4427
+
+
+def test_missing_permutation_lists_both_places(tmp_path, monkeypatch):
+    from recon.conflict.scores import find_permutation
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"logs/none.json \(looked at .*/logs/none.json and .*/logs/none.json\)"):
+        find_permutation("logs/none.json")
