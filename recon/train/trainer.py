@@ -287,8 +287,13 @@ class Trainer:
         metrics = {f"train/{task}/loss": value for task, value in zip(self.tasks, losses)}
         metrics["train/lr"] = self.optimizer.param_groups[0]["lr"]
         metrics["train/steps_per_second"] = steps_per_second
-        metrics.update({f"method/{k}": v for k, v in _scalars(self.method.diagnostics).items()})
+        diagnostics = _scalars(self.method.diagnostics)
+        metrics.update({f"method/{k}": v for k, v in diagnostics.items()})
         self._append_metrics(metrics)
+        logger.info("epoch %d step %d/%d | loss %s | lr %.3g | %.2f steps/s%s", self.epoch + 1, self.epoch_step,
+                    self.steps_per_epoch, " ".join(f"{task} {value:.4f}" for task, value in zip(self.tasks, losses)),
+                    metrics["train/lr"], steps_per_second,
+                    " | " + " ".join(f"{k} {v:.4g}" for k, v in diagnostics.items()) if diagnostics else "")
 
     def _append_metrics(self, metrics: dict) -> None:
         record = {"step": self.global_step, "epoch": self.epoch + 1, **metrics}
