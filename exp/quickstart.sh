@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # The whole Recon pipeline on real Multi-Fashion data, sized as a quick run
-# (about 15 minutes on 2 CPU cores):
+# (about 13 minutes on an idle 2-core machine):
 #   1. a joint-training search run that records per-layer gradient cosines,
 #   2. S-conflict scores (S = -0.1) and the layer permutation,
 #   3. final runs of every base method, without and with Recon (top 25 layers),
 #   4. a table of per-task test accuracy and model size.
-# The runs use 8,192 training and 2,000 test images for 2 epochs, so differences
+# The runs use 7,168 training and 2,000 test images for 2 epochs, so differences
 # between methods are mostly noise; exp/multi_fashion/recon_pipeline.sh has the
 # paper's full settings. Extra arguments are config overrides for every run.
 #
@@ -16,7 +16,7 @@ configs="$(dirname "$0")/../configs/multi_fashion"
 
 OUT=${OUT:-runs/quickstart-$(date +%Y%m%d-%H%M%S)}
 METHODS=${METHODS:-"joint pcgrad graddrop mgda cagrad"}
-quick=(data.train_size=8192 data.test_size=2000 train.epochs=2 train.eval_every=1 "output_dir=$OUT" "$@")
+quick=(data.train_size=7168 data.test_size=2000 train.epochs=2 train.eval_every=1 "output_dir=$OUT" "$@")
 
 echo "== 1/3 search run (joint training, recording cosines)"
 search=$(recon train "$configs/search.yaml" "${quick[@]}" | tail -n 1)
@@ -31,5 +31,5 @@ for method in $METHODS; do
 done
 
 echo
-echo "Quick run: 8,192 training images, 2 epochs; the paper trains on all 120,000 for 120 epochs."
+echo "Quick run: 7,168 training images, 2 epochs; the paper trains on all 120,000 for 120 epochs."
 recon report "$OUT"

@@ -108,7 +108,7 @@ def test_quickstart_pipeline(fake_recon):
     fake_recon["METHODS"] = "joint cagrad"
     calls = run("exp/quickstart.sh", fake_recon, "train.device=cpu")
     out = fake_recon["OUT"]
-    quick = ["data.train_size=8192", "data.test_size=2000", "train.epochs=2", "train.eval_every=1",
+    quick = ["data.train_size=7168", "data.test_size=2000", "train.epochs=2", "train.eval_every=1",
              f"output_dir={out}", "train.device=cpu"]
     assert config_of(calls[0]) == "configs/multi_fashion/search.yaml"
     assert calls[0][2:] == quick
