@@ -411,11 +411,20 @@ def _flatten(config: dict, prefix: str = "") -> dict:
 
 def _reference_notes(rows: list[Row]) -> list[str]:
     notes = ["values: mean ± sample standard deviation (ddof=1) over seeds; one seed shows the value alone"]
+    single = next((row for row in rows if row.method == SINGLE_TASK), None)
+    single_tasks = {task for task, _ in single.metrics} if single is not None else set()
     sources: dict[str, list[str]] = {}
     for row in rows:
-        if row.method != SINGLE_TASK:
-            sources.setdefault(row.reference or "nothing (no single-task runs and no eval.reference)", []).append(
-                row.label)
+        if row.method == SINGLE_TASK:
+            continue
+        missing = sorted({task for task, _ in row.metrics} - single_tasks)
+        if row.reference is not None:
+            source = row.reference
+        elif single is not None and missing:
+            source = f"nothing (no single-task run of {', '.join(missing)} and no eval.reference)"
+        else:
+            source = "nothing (no single-task runs and no eval.reference)"
+        sources.setdefault(source, []).append(row.label)
     for source, labels in sources.items():
         notes.append(f"Δm% of {', '.join(labels)} against {source}")
     return notes
@@ -453,7 +462,11 @@ def _cells(table: Table, row: Row) -> list[str]:
     cells.append(format_stat(row.delta, decimals=2))
     cells.append("–" if row.size_mb is None else f"{row.size_mb:.2f}")
     cells.append("–" if row.params is None else f"{row.params:,}")
-    cells.append(str(len(row.seeds)))
+    # More runs than seeds (a seed run twice) is noted under the table; show both counts then.
+    # The single-task row has one run per task and seed.
+    runs_per_seed = len({task for task, _ in row.metrics}) if row.method == SINGLE_TASK else 1
+    expected = len(row.seeds) * runs_per_seed
+    cells.append(str(len(row.seeds)) if len(row.runs) == expected else f"{len(row.seeds)} ({len(row.runs)} runs)")
     return cells
 
 
@@ -493,7 +506,7 @@ def _render_csv(report: Report) -> str:
     columns = list(dict.fromkeys(column for table in report.tables for column in table.columns))
     header = ["dataset", "method", "options", "recon", "K", "search run"]
     header += [f"{task}/{metric} {part}" for task, metric in columns for part in ("mean", "std")]
-    header += ["delta_m mean", "delta_m std", "delta_m reference", "size_mb", "params", "runs", "seeds"]
+    header += ["delta_m mean", "delta_m std", "delta_m reference", "size_mb", "params", "runs", "seed values"]
 
     stream = io.StringIO()
     writer = csv.writer(stream, lineterminator="\n")

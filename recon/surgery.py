@@ -144,10 +144,12 @@ def select_layers(model: MultiTaskModel, branch: dict[str, Any]) -> list[str]:
     if names is not None:
         if file is not None:
             raise ValueError("model.branch.layers and model.branch.file are both set; set one: an explicit "
-                             "list of layers, or a permutation file with top_k or max_params")
+                             "list of layers, or a permutation file with top_k or max_params (to replace a "
+                             "config's file by a list, add model.branch.file=null model.branch.top_k=null)")
         if top_k is not None or max_params is not None:
             raise ValueError("model.branch.top_k and model.branch.max_params select from model.branch.file; "
-                             "with model.branch.layers, list exactly the layers to branch")
+                             "with model.branch.layers, list exactly the layers to branch (a config that sets "
+                             "top_k needs model.branch.top_k=null beside model.branch.layers=[...])")
         if not isinstance(names, list):
             raise ValueError(f"model.branch.layers must be a list of layer names; found {names!r}")
         for name in names:

@@ -147,7 +147,7 @@ def test_csv_values(runs_root):
     assert float(joint["T1/acc mean"]) == pytest.approx(97.5)
     assert float(joint["T2/acc std"]) == pytest.approx(1.0)
     assert float(joint["delta_m std"]) == pytest.approx(0.8093626, abs=1e-6)
-    assert joint["seeds"] == "0 1 2"
+    assert joint["seed values"] == "0 1 2"
     assert rows[("joint", "25")]["recon"] == "yes"
     assert rows[("cagrad", "0")]["options"] == '{"alpha": 0.2}'
 
@@ -229,3 +229,17 @@ def test_help_lists_commands():
     text = build_parser().format_help()
     assert "report" in text
     assert "eval" in text
+
+
+def test_missing_single_task_run_named(tmp_path):
+    write_run(tmp_path, "single", seed=0, tasks=["T1"], test={"T1": {"acc": 98.0}})
+    write_run(tmp_path, "joint", seed=0, test=accuracies(97.0, 88.0))
+    (table,) = build_report(load_runs(find_run_dirs([tmp_path]))).tables
+    assert "Δm% of joint against nothing (no single-task run of T2 and no eval.reference)" in table.notes
+
+
+def test_repeated_seed_shows_run_count(tmp_path):
+    write_run(tmp_path, "a", seed=0, test=accuracies(97.0, 88.0))
+    write_run(tmp_path, "b", seed=0, test=accuracies(98.0, 89.0))
+    lines = render(build_report(load_runs(find_run_dirs([tmp_path]))), "markdown").splitlines()
+    assert "| joint | – | 97.50 ± 0.71 | 88.50 ± 0.71 | – | 42.00 | 11,010,048 | 1 (2 runs) |" in lines

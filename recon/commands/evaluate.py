@@ -99,7 +99,10 @@ def run(args: argparse.Namespace) -> int:
     run_dir, checkpoint = locate(Path(args.target))
     record = evaluate_checkpoint(run_dir, checkpoint, list(args.overrides), args.split)
     path = write_new_json(run_dir / "eval", f"{args.split}-{time.strftime('%Y%m%d-%H%M%S')}", record)
-    print(f"{args.split} metrics of {checkpoint} (epoch {record['epoch']}, step {record['step']}):")
+    position = f"{record['epoch']} completed epochs, step {record['step']}"
+    if record.get("epoch_step"):
+        position += f"; saved {record['epoch_step']} steps into epoch {record['epoch'] + 1}, an unfinished run"
+    print(f"{args.split} metrics of {checkpoint} ({position}):")
     print(format_metrics(record["metrics"]))
     print(path)
     return 0

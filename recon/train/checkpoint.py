@@ -90,7 +90,9 @@ def load_checkpoint(path: Path) -> dict:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError) as error:
         raise CheckpointError(f"checkpoint {path} is truncated or corrupt and cannot be loaded "
-                              f"({type(error).__name__}: {error}){_temporary_hint(path)}") from error
+                              f"({type(error).__name__}: {error}){_temporary_hint(path)}. To train again, start "
+                              f"a new run from the run's config: recon train {path.parent.parent / 'config.yaml'}"
+                              ) from error
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"{path} is not a Recon checkpoint: expected a dict with a 'model' entry; "
                               f"found {type(state).__name__}")

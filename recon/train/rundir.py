@@ -21,6 +21,8 @@ from recon.config import dump_config
 def default_run_name(config: dict) -> str:
     """Return ``<dataset>-<method>[-recon|-search]-seed<seed>-<date>-<time>``."""
     parts = [config["data"]["name"], config["method"]["name"].lower()]
+    if config["tasks"] is not None and len(config["tasks"]) == 1:
+        parts[1] = f"single-{config['tasks'][0]}"
     branch = config["model"]["branch"]
     if branch["file"] or branch["layers"]:
         parts.append("recon")

@@ -5,6 +5,8 @@ from pathlib import Path
 import pytest
 
 from recon.config import ConfigError, load_config, parse_value
+from recon.conflict.scores import read_permutation
+from recon.methods import resolve
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -159,9 +161,29 @@ def test_invalid_yaml(tmp_path):
         load_config(path)
 
 
+MODEL_OF_DATASET = {"multi_mnist": "resnet18", "multi_fashion": "resnet18", "multi_fashion_mnist": "resnet18",
+                    "cityscapes": "segnet", "nyuv2": "mtan"}
+
+
 @pytest.mark.parametrize("path", sorted((REPO / "configs").rglob("*.yaml")), ids=lambda p: str(p.relative_to(REPO)))
 def test_every_shipped_config_loads(path):
     if path.name.endswith("base.yaml"):
         pytest.skip("base files are completed by the configs that extend them")
     config = load_config(path)
-    assert config["train"]["epochs"] > 0
+    dataset = path.parent.name
+    assert config["data"]["name"] == dataset
+    assert config["model"]["name"] == MODEL_OF_DATASET[dataset]
+
+    # The file name says the method, and a _recon config branches the paper's top K.
+    experiment = path.stem
+    method = experiment.removesuffix("_recon")
+    if method not in ("search", "single_task"):
+        assert resolve(config["method"]["name"]).name == method
+    branch = config["model"]["branch"]
+    if experiment.endswith("_recon"):
+        assert branch["top_k"] == {"cityscapes": 39, "nyuv2": 22}.get(dataset, 25)
+        if branch["file"] is not None:
+            assert len(read_permutation(branch["file"])) >= branch["top_k"]
+    else:
+        assert branch["top_k"] is None and branch["file"] is None
+    assert config["recon"]["record"] == (experiment == "search")

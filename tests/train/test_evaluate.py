@@ -114,4 +114,4 @@ def test_report_reads_trainer_summary(finished_run, run_recon):
     summary = json.loads((finished_run / "summary.json").read_text())
     assert float(values["T1/acc mean"]) == summary["test"]["T1"]["acc"]
     assert float(values["size_mb"]) == summary["size_mb"]
-    assert (values["method"], values["K"], values["seeds"]) == ("joint", "0", "0")
+    assert (values["method"], values["K"], values["seed values"]) == ("joint", "0", "0")

@@ -105,8 +105,9 @@ def test_delta_m_in_summary(fashion_root, tmp_path, run_recon, tiny_overrides, j
 def test_single_task_run(fashion_root, tmp_path, run_recon, tiny_overrides, joint_config, tiny_model):
     result = run_recon("train", joint_config, "tasks=[T2]", *tiny_overrides(fashion_root, tmp_path, **{"train.epochs": 1}))
     assert result.code == 0, result.stderr
-    summary = json.loads((tmp_path.glob("*/summary.json").__next__()).read_text())
-    assert list(summary["test"]) == ["T2"]
+    summary_path = next(tmp_path.glob("*/summary.json"))
+    assert list(json.loads(summary_path.read_text())["test"]) == ["T2"]
+    assert summary_path.parent.name.startswith("multi_fashion-single-T2-seed0-")
 
 
 def test_drop_last_skips_partial_batch(fashion_root, tmp_path, run_recon, tiny_overrides, joint_config, tiny_model):
