@@ -29,6 +29,9 @@ class GradientStep:
 
     A shared parameter that no task reaches keeps ``.grad`` at None; its column of
     ``J`` is zero.
+
+    NOTE: joint training without a recorder checks only the losses for NaN or
+    infinity, not the gradients, because it builds no Jacobian to check.
     """
 
     def __init__(self, model: MultiTaskModel, tasks: dict[str, Task], method: Method, recorder=None) -> None:
