@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole Recon pipeline on real Multi-Fashion data, sized as a quick run
-# (about 13 minutes on an idle 2-core machine):
+# (12 minutes on an idle 2-core machine):
 #   1. a joint-training search run that records per-layer gradient cosines,
 #   2. S-conflict scores (S = -0.1) and the layer permutation,
 #   3. final runs of every base method, without and with Recon (top 25 layers),
