@@ -4,10 +4,11 @@
 #   1. a joint-training search run that records per-layer gradient cosines,
 #   2. S-conflict scores (S = -0.1) and the layer permutation,
 #   3. final runs of every base method, without and with Recon (top 25 layers),
-#   4. a table of per-task test accuracy and model size.
+#   4. a table of per-task test accuracy, model size and parameters.
 # The runs use 7,168 training and 2,000 test images for 2 epochs, so differences
-# between methods are mostly noise; exp/multi_fashion/recon_pipeline.sh has the
-# paper's full settings. Extra arguments are config overrides for every run.
+# between methods are mostly noise. exp/multi_fashion/recon_pipeline.sh runs the
+# Recon paper's settings (120 epochs on all 120,000 images, 3 seeds).
+# Extra arguments are config overrides for every run.
 #
 #   OUT      folder for the runs (default: runs/quickstart-<date>-<time>)
 #   METHODS  base methods to compare (default: "joint pcgrad graddrop mgda cagrad")

@@ -63,7 +63,7 @@ def _build_trainer(args: argparse.Namespace) -> Trainer:
     try:
         return Trainer(config, run_dir)
     except BaseException:
-        # Set-up failed (a missing dataset file, say): remove the directory just made, which holds nothing yet.
+        # Set-up failed, for example on a missing dataset file: remove the new directory, which is still empty.
         with contextlib.suppress(OSError):
             (run_dir / "checkpoints").rmdir()
             run_dir.rmdir()

@@ -10,9 +10,9 @@ from recon.methods.base import Method
 class Joint(Method):
     """Joint training (equal weights): the update is ``J.sum(0)``.
 
-    The trainer does not build ``J`` for this method; it runs a single backward
-    pass of the summed loss, which gives the same direction at the cost of one
-    backward pass.
+    The trainer does not build ``J`` for this method unless it records cosines.
+    It runs a single backward pass of the summed loss instead, which gives the
+    same direction at the cost of one backward pass.
     """
 
     needs_jacobian = False

@@ -174,7 +174,8 @@ def test_every_shipped_config_loads(path):
     assert config["data"]["name"] == dataset
     assert config["model"]["name"] == MODEL_OF_DATASET[dataset]
 
-    # The file name says the method, and a _recon config branches the paper's top K.
+    # The file name names the method; a _recon config branches the top K of the Recon paper
+    # (Shi et al., ICLR 2023): 25 on the digit benchmarks, 39 on CityScapes, 22 on NYUv2.
     experiment = path.stem
     method = experiment.removesuffix("_recon")
     if method not in ("search", "single_task"):
@@ -185,5 +186,6 @@ def test_every_shipped_config_loads(path):
         if branch["file"] is not None:
             assert len(read_permutation(branch["file"])) >= branch["top_k"]
     else:
-        assert branch["top_k"] is None and branch["file"] is None
+        assert branch["top_k"] is None
+        assert branch["file"] is None
     assert config["recon"]["record"] == (experiment == "search")
