@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Reproduce one of the Recon paper's tables:
+# Reproduce a table of the Recon paper (Shi et al., "Recon: Reducing Conflicting
+# Gradients from the Root for Multi-Task Learning", ICLR 2023, arXiv 2302.11289):
 #
 #   exp/table.sh DATASET S [key=value ...]
 #
@@ -11,7 +12,7 @@
 # 3. `recon report` over the runs: mean ± std over seeds, Δm%, model size.
 #
 # Extra arguments are config overrides for every run, e.g. data.root=/data/cityscapes.
-#   SEEDS        seeds (default "0 1 2": the paper reports the mean of 3 seeds)
+#   SEEDS        seeds (default "0 1 2", because the paper reports the mean of 3 seeds)
 #   METHODS      methods (default "joint mgda pcgrad graddrop cagrad")
 #   OUT          folder for the runs (default runs/<DATASET>-table-<date>-<time>)
 #   PERMUTATION  a permutation JSON (e.g. one in logs/) that replaces the search run

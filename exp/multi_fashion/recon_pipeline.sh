@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The whole Recon pipeline on Multi-Fashion with the paper's settings (ResNet-18,
-# 120 epochs; a 40-epoch joint-training search run, S = -0.1, K = 25): the search
-# run, its permutation, single-task runs and every method with and without Recon for
-# each seed, and the table. See exp/table.sh for the variables (SEEDS, METHODS, OUT).
+# The whole Recon pipeline on Multi-Fashion with the Multi-Fashion+MNIST settings of the
+# Recon paper (Shi et al., ICLR 2023): ResNet-18, 120 epochs, a 40-epoch
+# joint-training search run, S = -0.1, K = 25. It runs the search run, its
+# permutation, then single-task runs and every method with and without Recon for
+# each seed, and prints the table. exp/table.sh lists the variables (SEEDS, METHODS, OUT).
 set -euo pipefail
 exec "$(dirname "$0")/../table.sh" multi_fashion -0.1 "$@"

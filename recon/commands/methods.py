@@ -1,8 +1,8 @@
 """List the gradient-manipulation methods with their options and papers.
 
-Each method is shown with its aliases, what it computes, the paper it
-implements, whether it draws random numbers (such a method draws from the
-generator it is built with), and each option as ``name (type, default): help``. Set an option
+Each method is shown with its aliases, what it computes and the paper it
+implements. A random method draws from the generator it is built with, and the
+list says so. Each option is shown as ``name (type, default): help``. Set an option
 in a config as ``method.<option>``, e.g. ``method.alpha=0.4``. With --json,
 print one JSON object mapping each method name to the same information.
 """

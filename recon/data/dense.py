@@ -235,7 +235,7 @@ def random_flip(image: torch.Tensor, targets: dict[str, torch.Tensor],
 
 
 class DenseSplit(Split):
-    """A dense split, read through a ``DataLoader`` with ``num_workers`` worker processes.
+    """Dense split (CityScapes or NYUv2) read through a ``DataLoader`` with ``num_workers`` workers.
 
     ``batches`` draws the order (when shuffling) and then one augmentation seed
     per item (when augmenting) from the generator it is given. The batches

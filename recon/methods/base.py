@@ -56,9 +56,10 @@ class Method:
     synchronisation of a call. It comes after the direction's work has been
     queued, so on a GPU that work overlaps the backward passes still running.
     A caller that already synchronises once per step can set ``check_finite``
-    to False, read ``task_finite`` (a bool tensor (T,) on J's device, True where
-    the task's gradient and loss are finite) together with its own values, and
-    pass them to ``raise_if_nonfinite``.
+    to False and read ``task_finite`` together with its own values.
+    ``task_finite`` is a bool tensor (T,) on J's device, True where the task's
+    gradient and loss are finite. ``raise_if_nonfinite`` turns it into the error,
+    and ``GradientStep`` raises its own error, which names the task and step.
     """
 
     #: Whether the method needs per-task gradients; joint training does not.

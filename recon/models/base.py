@@ -14,7 +14,7 @@ class MultiTaskModel(nn.Module):
     """A network with shared parameters and task-specific parameters.
 
     Subclasses set ``self.tasks`` (task names, in order), implement ``forward`` and
-    ``own_task_modules``, and name the module that holds the shared layers with
+    ``own_task_modules``, and name the module that contains the shared layers with
     ``shared_root``. Layer names are module paths relative to that module.
 
     ``forward(x, tasks=None)`` returns a dict from task name to output. When

@@ -14,8 +14,8 @@ from recon.models.base import MultiTaskModel
 def resnet18_trunk(in_channels: int, out_features: int = 100) -> nn.Module:
     """Return torchvision's ResNet-18 with an ``in_channels`` stem and a 512→``out_features`` fc.
 
-    The stem is a 7×7 stride-2 convolution without bias followed by max-pooling;
-    convolutions get Kaiming normal (fan-out) weights and BatchNorm weight 1,
+    The stem is a 7×7 stride-2 convolution without bias, followed by max-pooling.
+    Convolutions get Kaiming normal (fan-out) weights and BatchNorm weight 1,
     bias 0, as torchvision initialises them.
     """
     trunk = resnet18(num_classes=out_features)

@@ -17,10 +17,10 @@ class NonFiniteLossError(ValueError):
 class GradientStep:
     """Compute the update of one batch and leave it in the parameters' ``.grad``.
 
-    For a method that needs per-task gradients (or when a recorder is attached),
-    the Jacobian ``J`` (T × P) of the task losses with respect to the shared
-    parameters is built with one backward pass per task into a buffer allocated
-    once. The graph is kept only until the last task's backward pass. Columns
+    A method that needs per-task gradients, or an attached recorder, gets the
+    Jacobian ``J`` (T × P) of the task losses with respect to the shared
+    parameters. It is built with one backward pass per task, into a buffer
+    allocated once. The graph is kept only until the last task's backward pass. Columns
     follow ``model.shared_parameters()``, each parameter flattened. Each
     task-specific parameter gets its own task's gradient. The method's direction
     is then installed as the shared parameters' ``.grad`` as views into it, so no

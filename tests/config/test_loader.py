@@ -174,8 +174,8 @@ def test_every_shipped_config_loads(path):
     assert config["data"]["name"] == dataset
     assert config["model"]["name"] == MODEL_OF_DATASET[dataset]
 
-    # The file name names the method; a _recon config branches the top K of the Recon paper
-    # (Shi et al., ICLR 2023): 25 on the digit benchmarks, 39 on CityScapes, 22 on NYUv2.
+    # The file name is the method's name. A _recon config branches the top K of Shi et al.,
+    # "Recon", ICLR 2023: 25 on the digit benchmarks, 39 on CityScapes, 22 on NYUv2.
     experiment = path.stem
     method = experiment.removesuffix("_recon")
     if method not in ("search", "single_task"):
